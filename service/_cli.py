@@ -1,0 +1,109 @@
+"""``python -m service``: fill a Config in from the command line and serve it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from ._app import PredictionApp, create_app
+from ._config import Config
+from ._predictor import PredictorLoadError
+from ._version import __version__
+
+__all__ = ["main"]
+
+log = logging.getLogger("service")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    parser = argparse.ArgumentParser(
+        prog="python -m service",
+        description="Serve a model over HTTP with throttled webhooks (Cog-compatible API).",
+    )
+    parser.add_argument(
+        "--predictor",
+        help="path/to/file.py:Name or package.module:Name "
+        "(env PREDICTOR; default: the built-in demo model)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to bind (env PORT; default 5000)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="how many predictions may run at once (default 1)",
+    )
+    parser.add_argument(
+        "--cancel-grace",
+        type=float,
+        default=5.0,
+        help="seconds a sync model may take to stop after a cancel (default 5)",
+    )
+    parser.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=0.0,
+        help="seconds running predictions may go on at shutdown before they "
+        "are cancelled (default 0)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    args = parser.parse_args(argv)
+    try:
+        return Config.from_env(
+            predictor=args.predictor,
+            host=args.host,
+            port=args.port,
+            concurrency=args.concurrency,
+            cancel_grace=args.cancel_grace,
+            shutdown_grace=args.shutdown_grace,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+async def serve_app(app: PredictionApp, config: Config) -> None:
+    """Serve until SIGTERM, SIGINT or ``POST /shutdown``, then drain and return."""
+    hconfig = HypercornConfig()
+    hconfig.bind = [f"{config.host}:{config.port}"]
+    hconfig.accesslog = None
+    hconfig.graceful_timeout = 5.0
+    logging.getLogger("hypercorn.error").propagate = False  # it has a handler of its own
+
+    async def shutdown_trigger() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def on_signal() -> None:
+                    async for signum in signals:
+                        log.info("received %s; shutting down", signal.Signals(signum).name)
+                        app.request_shutdown()
+                        return
+
+                nursery.start_soon(on_signal)
+                await app.drained.wait()
+                nursery.cancel_scope.cancel()
+
+    await serve(app, hconfig, shutdown_trigger=shutdown_trigger)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    config = parse_args(argv)
+    try:
+        app = create_app(config)
+    except PredictorLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    log.info("serving %s on http://%s:%d", app.runner.predictor.name, config.host, config.port)
+    trio.run(serve_app, app, config)
+    return 0

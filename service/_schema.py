@@ -1,0 +1,74 @@
+"""The wire formats: the prediction request a client sends and the prediction it gets back."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any, Literal
+
+import pydantic
+
+__all__ = [
+    "ALL_EVENTS",
+    "PredictionRequest",
+    "PredictionResponse",
+    "Status",
+    "WebhookEvent",
+]
+
+WebhookEvent = Literal["start", "output", "logs", "completed"]
+ALL_EVENTS: frozenset[str] = frozenset({"start", "output", "logs", "completed"})
+
+PredictionId = Annotated[
+    str, pydantic.StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+]
+
+
+class Status(enum.StrEnum):
+    STARTING = "starting"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
+
+
+class PredictionRequest(pydantic.BaseModel):
+    """The body of ``POST /predictions`` and ``PUT /predictions/{id}``.
+
+    Unknown top-level keys are ignored, as Cog does (clients send ``output_file_prefix``);
+    unknown keys *inside* ``input`` are rejected by the predictor's input model.
+    """
+
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+    id: PredictionId | None = None
+    input: dict[str, Any] = pydantic.Field(default_factory=dict)
+    webhook: pydantic.HttpUrl | None = None
+    webhook_events_filter: list[WebhookEvent] | None = None
+
+    @pydantic.field_validator("webhook")
+    @classmethod
+    def _no_credentials(cls, url: pydantic.HttpUrl | None) -> pydantic.HttpUrl | None:
+        if url is not None and (url.username or url.password):
+            raise ValueError("webhook URL must not carry credentials; use WEBHOOK_AUTH_TOKEN")
+        return url
+
+
+class PredictionResponse(pydantic.BaseModel):
+    """The prediction object, as every endpoint and webhook renders it (for the schema)."""
+
+    id: str
+    status: Status
+    input: dict[str, Any]
+    output: Any = None
+    logs: str = ""
+    error: str | None = None
+    metrics: dict[str, float] | None = None
+    created_at: str
+    started_at: str | None = None
+    completed_at: str | None = None
+    webhook: str | None = None
+    webhook_events_filter: list[WebhookEvent]
