@@ -171,7 +171,9 @@ async def real_server(
             await stop.wait()
 
         binds = await nursery.start(
-            lambda task_status: serve(app, config, shutdown_trigger=trigger, task_status=task_status)
+            lambda task_status: serve(
+                app, config, shutdown_trigger=trigger, task_status=task_status
+            )
         )
         await app.runner.setup_done.wait()
         try:

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import httpx
 
+from service import Config, create_app
 from service._demo import DemoPredictor
 
 from .conftest import RecordingTransport, WebhookReceiver, real_server, running_app
-from service import Config, create_app
 
 
 async def test_demo_sync_prediction_in_process() -> None:
-    async with running_app(DemoPredictor) as (app, client):
+    async with running_app(DemoPredictor) as (_app, client):
         response = await client.post("/predictions", json={"input": {"prompt": "a b", "delay": 0}})
         assert response.status_code == 200
         body = await response.get_json()
@@ -31,7 +31,7 @@ async def test_demo_over_real_http_with_webhook(receiver: WebhookReceiver) -> No
 
 
 async def test_recording_transport(transport: RecordingTransport) -> None:
-    async with running_app(DemoPredictor, transport=transport) as (app, client):
+    async with running_app(DemoPredictor, transport=transport) as (_app, client):
         r = await client.post(
             "/predictions",
             json={"input": {"prompt": "a", "delay": 0}, "webhook": "http://example.test/h"},
