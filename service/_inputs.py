@@ -11,6 +11,7 @@ A predictor declares its inputs as keyword parameters with type hints, the way C
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_type_hints
@@ -40,7 +41,7 @@ class InputSpec:
     regex: str | None = None
     choices: Sequence[Any] | None = None
 
-    def field(self, annotation: Any) -> tuple[Any, FieldInfo]:
+    def field(self, annotation: Any, order: int) -> tuple[Any, FieldInfo]:
         if self.choices is not None:
             if not self.choices:
                 raise PredictorSignatureError("choices must not be empty")
@@ -53,6 +54,7 @@ class InputSpec:
             min_length=self.min_length,
             max_length=self.max_length,
             pattern=self.regex,
+            json_schema_extra={"x-order": order},
         )
         return annotation, info
 
@@ -78,7 +80,9 @@ def Input(
 
 
 class _InputBase(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", title="Input")
+    # python-re: ``regex=`` is a Python regular expression (look-arounds and all), as a
+    # model author expects; the default Rust engine would reject some at load time.
+    model_config = pydantic.ConfigDict(extra="forbid", title="Input", regex_engine="python-re")
 
 
 def input_model(predict: Callable[..., Any]) -> type[pydantic.BaseModel]:
@@ -104,13 +108,18 @@ def input_model(predict: Callable[..., Any]) -> type[pydantic.BaseModel]:
             raise PredictorSignatureError(f"input {name!r} of predict has no type hint")
         annotation = hints[name]
         default = param.default
-        if isinstance(default, InputSpec):
-            fields[name] = default.field(annotation)
-        elif default is param.empty:
-            fields[name] = (annotation, ...)
-        else:
+        # x-order: the parameters' order, which Cog's schema carries for form UIs.
+        if isinstance(default, FieldInfo):  # pydantic.Field(...) works as well
             fields[name] = (annotation, default)
+            continue
+        if not isinstance(default, InputSpec):
+            default = InputSpec(_MISSING if default is param.empty else default)
+        fields[name] = default.field(annotation, len(fields))
     try:
-        return pydantic.create_model("Input", __base__=_InputBase, **fields)
-    except (pydantic.PydanticSchemaGenerationError, TypeError) as exc:
-        raise PredictorSignatureError(f"unsupported input type in predict: {exc}") from exc
+        with warnings.catch_warnings():
+            # An input called `json` or `copy` shadows a BaseModel method: harmless here,
+            # the values are read from the validated model's fields.
+            warnings.filterwarnings("ignore", message="Field name .* shadows an attribute")
+            return pydantic.create_model("Input", __base__=_InputBase, **fields)
+    except Exception as exc:  # unsupported type, bad regex, reserved name (`_x`, `model_dump`)
+        raise PredictorSignatureError(f"unsupported input in predict: {exc}") from exc
