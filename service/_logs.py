@@ -33,6 +33,8 @@ class _StreamProxy(io.TextIOBase):
         sink = _current_sink.get()
         if sink is None:
             return self.real.write(text)
+        if not isinstance(text, str):  # as a real text stream would say
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         sink(text)
         return len(text)
 
