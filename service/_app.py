@@ -6,11 +6,12 @@ config, its predictor, its runner and its webhook client. There is no other glob
 
 from __future__ import annotations
 
-import json
+import re
 from typing import Any
 
 import httpx
 import pydantic
+import pydantic_core
 import trio
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -21,9 +22,9 @@ from ._config import Config
 from ._openapi import openapi_document
 from ._predictor import LoadedPredictor, load_predictor, wrap_predictor
 from ._runner import Busy, NotReady, PredictionRunner
-from ._schema import PredictionRequest
+from ._schema import PredictionRequest, to_json
 from ._version import __version__
-from ._webhooks import WebhookSender, snapshot_json
+from ._webhooks import WebhookSender
 
 __all__ = ["PredictionApp", "create_app"]
 
@@ -54,6 +55,12 @@ class PredictionApp(QuartTrio):
 
         self.nursery.start_soon(drain)
 
+    async def make_default_options_response(self) -> Response:
+        """``OPTIONS``: an empty ``200`` with the ``Allow`` header, not an empty HTML page."""
+        response = await super().make_default_options_response()
+        del response.headers["Content-Type"]
+        return response
+
 
 class _ClientError(Exception):
     def __init__(self, status: int, detail: Any) -> None:
@@ -61,8 +68,11 @@ class _ClientError(Exception):
         self.detail = detail
 
 
+_ID = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
+
+
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(snapshot_json(body), status=status, content_type="application/json")
+    return Response(to_json(body), status=status, content_type="application/json")
 
 
 def _errors(exc: pydantic.ValidationError, prefix: tuple[str | int, ...]) -> list[dict[str, Any]]:
@@ -132,8 +142,10 @@ def create_app(
         raw = await request.get_data(as_text=False)
         if raw.strip():
             try:
-                body = json.loads(raw)
-            except (UnicodeDecodeError, ValueError) as exc:
+                # Strict JSON: no NaN/Infinity (they could not be echoed back as JSON), no
+                # lone surrogates, and a nesting limit instead of a RecursionError.
+                body = pydantic_core.from_json(raw, allow_inf_nan=False)
+            except ValueError as exc:
                 raise _ClientError(400, f"request body is not valid JSON: {exc}") from None
         else:
             body = {}
@@ -143,6 +155,17 @@ def create_app(
             )
         errors: list[dict[str, Any]] = []
         if path_id is not None:
+            if not _ID.fullmatch(path_id):
+                raise _ClientError(
+                    422,
+                    [
+                        {
+                            "loc": ["path", "prediction_id"],
+                            "msg": "must be 1 to 128 characters of A-Z a-z 0-9 _ . -",
+                            "type": "string_pattern_mismatch",
+                        }
+                    ],
+                )
             body_id = body.get("id")
             if body_id is not None and body_id != path_id:
                 errors.append(
@@ -220,11 +243,12 @@ def create_app(
     async def post_prediction() -> Response:
         return await create(None)
 
-    @app.put("/predictions/<prediction_id>")
+    # `path:` so that an id with a '/' in it (or its %2F) is answered 422, not 404.
+    @app.put("/predictions/<path:prediction_id>")
     async def put_prediction(prediction_id: str) -> Response:
         return await create(prediction_id)
 
-    @app.post("/predictions/<prediction_id>/cancel")
+    @app.post("/predictions/<path:prediction_id>/cancel")
     async def cancel_prediction(prediction_id: str) -> Response:
         p = runner.cancel(prediction_id)
         if p is None:

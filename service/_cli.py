@@ -74,7 +74,9 @@ async def serve_app(app: PredictionApp, config: Config) -> None:
     hconfig.bind = [f"{config.host}:{config.port}"]
     hconfig.accesslog = None
     hconfig.graceful_timeout = 5.0
-    logging.getLogger("hypercorn.error").propagate = False  # it has a handler of its own
+    # Hypercorn's messages go through the root handler of main(), in its format, once
+    # (given a name instead, Hypercorn adds a handler of its own and every line shows twice).
+    hconfig.errorlog = logging.getLogger("hypercorn.error")
 
     async def shutdown_trigger() -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -105,5 +107,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     log.info("serving %s on http://%s:%d", app.runner.predictor.name, config.host, config.port)
-    trio.run(serve_app, app, config)
+    try:
+        trio.run(serve_app, app, config)
+    except BaseExceptionGroup as group:
+        error = _os_error(group)
+        if error is None:
+            raise
+        # The usual one: the port is taken. A message, not a traceback of nurseries.
+        print(f"error: cannot serve on {config.host}:{config.port}: {error}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _os_error(inner)
+            if found is not None:
+                return found
+    return None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+import json
 from typing import Annotated, Any, Literal
 
 import pydantic
+import pydantic_core
 
 __all__ = [
     "ALL_EVENTS",
@@ -13,6 +15,7 @@ __all__ = [
     "PredictionResponse",
     "Status",
     "WebhookEvent",
+    "to_json",
 ]
 
 WebhookEvent = Literal["start", "output", "logs", "completed"]
@@ -72,3 +75,15 @@ class PredictionResponse(pydantic.BaseModel):
     completed_at: str | None = None
     webhook: str | None = None
     webhook_events_filter: list[WebhookEvent]
+
+
+def to_json(body: Any) -> bytes:
+    """Serialise a prediction (or any response body) so that no model output or log line
+    can make it fail: values JSON cannot represent are sent as their ``str``, NaN and
+    infinities as ``null`` (strict JSON, as every client parses it), and lone surrogates
+    (which UTF-8 cannot encode) as ``?``."""
+    try:
+        return pydantic_core.to_json(body, fallback=str, inf_nan_mode="null")
+    except pydantic_core.PydanticSerializationError:
+        plain = pydantic_core.to_jsonable_python(body, fallback=str, inf_nan_mode="null")
+        return json.dumps(plain, ensure_ascii=False).encode("utf-8", "replace")

@@ -27,11 +27,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import pydantic_core
 import trio
 
 from ._config import Config
 from ._prediction import Prediction
+from ._schema import to_json
 
 __all__ = ["WebhookSender", "sign", "snapshot_json"]
 
@@ -41,8 +41,8 @@ RETRYABLE_STATUS = frozenset({408, 429})
 
 
 def snapshot_json(snapshot: dict[str, Any]) -> bytes:
-    """Serialise a prediction; outputs JSON cannot represent are sent as their ``str``."""
-    return pydantic_core.to_json(snapshot, fallback=str)
+    """Serialise a prediction; see :func:`to_json` (NaN, lone surrogates, odd objects)."""
+    return to_json(snapshot)
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
