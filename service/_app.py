@@ -132,7 +132,12 @@ def create_app(
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
-        return _json({"detail": exc.description or exc.name}, exc.code or 500)
+        response = _json({"detail": exc.description or exc.name}, exc.code or 500)
+        if exc.code == 413:
+            # The rest of the body was never read: the connection cannot carry another
+            # request reliably (a keep-alive client's next request could hang), so close it.
+            response.headers["Connection"] = "close"
+        return response
 
     @app.errorhandler(_ClientError)
     async def client_error(exc: _ClientError) -> Response:
