@@ -130,6 +130,13 @@ def create_app(
         await app.webhook_client.aclose()
         _logs.uninstall()
 
+    @app.before_request
+    async def read_the_whole_body() -> None:
+        # Answering before the request body is read (a 404, a 405, a cancel sent with a
+        # body) can leave Hypercorn's keep-alive connection stuck: the client's next
+        # request on it hangs. So every body is read first, within MAX_CONTENT_LENGTH.
+        await request.get_data(as_text=False)
+
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
         response = _json({"detail": exc.description or exc.name}, exc.code or 500)

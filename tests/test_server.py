@@ -97,8 +97,8 @@ async def test_http_details_only_a_real_server_shows(demo_base: str) -> None:
         assert r.json()["detail"][0]["loc"] == ["path", "prediction_id"]
         # A chunked body (no Content-Length) over the limit.
 
-        async def chunks() -> AsyncIterator[bytes]:
-            for _ in range(100):
+        async def chunks(n: int = 100) -> AsyncIterator[bytes]:
+            for _ in range(n):
                 yield b" " * 1024
 
         r = await http.post("/predictions", content=chunks())
@@ -107,6 +107,18 @@ async def test_http_details_only_a_real_server_shows(demo_base: str) -> None:
         # The rest of that body was never read: the server closes the connection, so the
         # next request goes over a fresh one instead of hanging on this one.
         assert r.headers["connection"] == "close"
+        # Answers that never needed the body (404, 405, a cancel) must not leave the
+        # keep-alive connection stuck either: the next request on it is answered.
+        for method, path, status in (
+            ("POST", "/nowhere", 404),
+            ("GET", "/shutdown", 405),
+            ("POST", "/predictions/x/cancel", 404),
+            ("GET", "/", 200),
+        ):
+            r = await http.request(method, path, content=chunks(40))
+            assert r.status_code == status
+            r = await http.get("/health-check", timeout=10)
+            assert r.status_code == 200
         head = await http.head("/health-check")
         assert head.status_code == 200
         assert head.content == b""
