@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import collections.abc
+import inspect
+from typing import Any, get_args, get_origin, get_type_hints
 
+import pydantic
 from pydantic.json_schema import models_json_schema
 
 from ._predictor import LoadedPredictor
@@ -21,6 +24,41 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
+_STREAMS = {
+    collections.abc.Iterator,
+    collections.abc.Iterable,
+    collections.abc.Generator,
+    collections.abc.AsyncIterator,
+    collections.abc.AsyncIterable,
+    collections.abc.AsyncGenerator,
+}
+
+
+def output_schema(predict: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The schema of ``output``, from ``predict``'s return annotation, as Cog writes it, and
+    the definitions it refers to (for ``components.schemas``).
+
+    A generator's output is the list of what it yielded (``x-cog-array-type: iterator``).
+    Without an annotation, or with one JSON Schema cannot express, any value is allowed.
+    """
+    try:
+        annotation = get_type_hints(predict).get("return", inspect.Signature.empty)
+    except Exception:
+        annotation = inspect.Signature.empty
+    if annotation in (inspect.Signature.empty, Any, None, type(None)):
+        return {"title": "Output"}, {}
+    streamed = get_origin(annotation) in _STREAMS
+    item = (get_args(annotation) or (Any,))[0] if streamed else annotation
+    try:
+        schema = pydantic.TypeAdapter(item).json_schema(ref_template=_REF)
+    except Exception:  # an arbitrary class: the service sends its str()
+        schema = {}
+    defs = schema.pop("$defs", {})
+    if streamed:
+        schema = {"type": "array", "items": schema, "x-cog-array-type": "iterator"}
+    return {**schema, "title": "Output"}, defs
+
+
 def openapi_document(predictor: LoadedPredictor, version: str) -> dict[str, Any]:
     _, defs = models_json_schema(
         [
@@ -33,6 +71,13 @@ def openapi_document(predictor: LoadedPredictor, version: str) -> dict[str, Any]
     schemas: dict[str, Any] = defs.get("$defs", {})
     request = schemas["PredictionRequest"]
     request["properties"]["input"] = {"$ref": _REF.format(model="Input")}
+    output, output_defs = output_schema(predictor.predict)
+    if output_defs.keys() & schemas.keys():
+        output = {"title": "Output"}  # a name clash: say less rather than something wrong
+    else:
+        schemas.update(output_defs)
+    schemas["Output"] = output
+    schemas["PredictionResponse"]["properties"]["output"] = {"$ref": _REF.format(model="Output")}
     schemas["Error"] = {
         "type": "object",
         "properties": {"detail": {}},

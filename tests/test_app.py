@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pydantic
 import pytest
 import trio
 
 from service import Input
+from service._openapi import output_schema
 from service._schema import PredictionRequest
 
 from .conftest import RecordingTransport, running_app
@@ -713,3 +715,65 @@ async def test_slot_is_free_even_while_the_terminal_webhook_is_still_sent(
             assert r.status_code == 200, i
     last = {b["id"]: b["status"] for b in transport.bodies}  # each id's last request
     assert list(last.values()) == ["succeeded"] * 20
+
+
+# -- /openapi.json: the output schema ----------------------------------------------------------
+
+
+class Point(pydantic.BaseModel):
+    x: float
+    y: float
+
+
+class Shape(pydantic.BaseModel):
+    points: list[Point]
+
+
+def returns_shape() -> Shape:
+    return Shape(points=[])
+
+
+def returns_text(n: int) -> str | None:
+    return str(n)
+
+
+def says_nothing(n):  # type: ignore[no-untyped-def]
+    return n
+
+
+@pytest.mark.parametrize(
+    ("predictor", "expected"),
+    [
+        (sync_generator, {"type": "array", "items": {"type": "integer"}}),
+        (async_generator, {"type": "array", "items": {"type": "integer"}}),
+        (returns_text, {"anyOf": [{"type": "string"}, {"type": "null"}]}),
+        (WithSetup, {"type": "integer"}),
+    ],
+)
+async def test_openapi_output_schema_follows_the_return_annotation(
+    predictor: Any, expected: dict[str, Any]
+) -> None:
+    async with running_app(predictor) as (_, client):
+        doc = await body_of(await client.get("/openapi.json"))
+    schemas = doc["components"]["schemas"]
+    output_ref = schemas["PredictionResponse"]["properties"]["output"]
+    assert output_ref == {"$ref": "#/components/schemas/Output"}
+    output = schemas["Output"]
+    assert output["title"] == "Output"
+    assert {k: output.get(k) for k in expected} == expected
+    assert output.get("x-cog-array-type") == ("iterator" if "items" in expected else None)
+
+
+async def test_openapi_output_schema_of_a_model_with_nested_definitions() -> None:
+    async with running_app(returns_shape) as (_, client):
+        doc = await body_of(await client.get("/openapi.json"))
+    for ref in all_refs(doc):
+        resolve(doc, ref)
+    output = doc["components"]["schemas"]["Output"]
+    assert output["type"] == "object"
+    point = resolve(doc, output["properties"]["points"]["items"]["$ref"])
+    assert set(point["properties"]) == {"x", "y"}
+
+
+def test_no_return_annotation_allows_any_output() -> None:
+    assert output_schema(says_nothing) == ({"title": "Output"}, {})
