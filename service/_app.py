@@ -214,7 +214,13 @@ def create_app(
             raise _ClientError(503, str(exc)) from None
         except Busy as exc:
             raise _ClientError(409, str(exc)) from None
-        prefer = {token.strip().lower() for token in request.headers.get("prefer", "").split(",")}
+        # RFC 7240: preferences are comma-separated and may carry parameters after ';'
+        # ("respond-async; wait=10"); several Prefer headers count as one list.
+        prefer = {
+            token.split(";")[0].strip().lower()
+            for header in request.headers.getlist("prefer")
+            for token in header.split(",")
+        }
         if "respond-async" in prefer:
             return _json(p.snapshot(), 202)
         await p.done.wait()

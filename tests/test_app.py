@@ -11,6 +11,7 @@ import httpx
 import pydantic
 import pytest
 import trio
+from werkzeug.datastructures import Headers
 
 from service import Input
 from service._openapi import output_schema
@@ -299,6 +300,19 @@ async def test_async_post_answers_202_then_moves_through_the_statuses() -> None:
     assert parse_time(done["completed_at"]) >= parse_time(done["started_at"])
     assert done["metrics"]["predict_time"] >= 0
     assert gate.runs == 1
+
+
+@pytest.mark.parametrize(
+    "prefer",
+    [["respond-async"], ["Respond-Async"], ["wait=5, respond-async; x=1"], ["a", "respond-async"]],
+)
+async def test_prefer_header_variants(prefer: list[str]) -> None:
+    gate = Gate()
+    async with running_app(gate) as (_, client):
+        headers = [("Prefer", value) for value in prefer]
+        r = await client.post("/predictions", json={}, headers=Headers(headers))
+        assert r.status_code == 202
+        gate.opened.set()
 
 
 async def test_predict_time_is_the_time_the_model_ran(autojump_clock: trio.abc.Clock) -> None:
