@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import threading
@@ -244,3 +245,25 @@ async def test_writing_bytes_fails_the_model_like_a_real_stream() -> None:
     assert body["error"] == "write() argument must be str, not bytes"
     assert body["logs"].startswith("text first\nTraceback")
     assert again["status"] == "failed"  # and the service goes on serving
+
+
+async def test_threads_the_model_starts_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    def predict() -> str:
+        def say(text: str) -> None:
+            print(text)
+
+        plain = threading.Thread(target=say, args=("plain thread",))
+        carried = threading.Thread(
+            target=contextvars.copy_context().run, args=(say, "context carried")
+        )
+        for thread in (plain, carried):
+            thread.start()
+            thread.join(timeout=10)
+        return "ok"
+
+    async with running_app(predict) as (_, client):
+        (body,) = await post_all(client, [{}])
+    # As the README says: a thread of the model's own does not carry the prediction's
+    # context unless the model hands it over.
+    assert body["logs"] == "context carried\n"
+    assert "plain thread\n" in capsys.readouterr().out
