@@ -2,7 +2,9 @@
 
 A predictor is a class (instantiated once, ``setup()`` run once) or a plain function.
 ``predict`` may be ``def`` or ``async def`` and may return a value or be a (async)
-generator. Sync code runs in a worker thread; async code runs in the calling trio task.
+generator. Async code runs in the calling trio task and is stopped by cancelling its
+cancel scope. Sync code runs in a worker thread (:class:`ModelThread`) and is stopped by
+raising :class:`CancelationException` inside that thread.
 """
 
 from __future__ import annotations
@@ -11,28 +13,37 @@ import ctypes
 import importlib
 import importlib.util
 import inspect
+import logging
 import sys
 import threading
-from collections.abc import AsyncGenerator, Callable, Iterator
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
+from contextlib import aclosing, suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic
 import trio
 
 from ._inputs import PredictorSignatureError, input_model
+from ._logs import capture_logs
 
 __all__ = [
     "CancelationException",
     "LoadedPredictor",
+    "ModelThread",
     "PredictorLoadError",
     "load_predictor",
 ]
 
+log = logging.getLogger("service.predictor")
+
+T = TypeVar("T")
+
 # Abandoned threads must not hold back anyone else's: no limit on worker threads here;
-# the runner's slots already bound how many predictions run.
+# the runner's slots already bound how many predictions run. (Trio's default limiter
+# would be used up by 40 abandoned threads, and with it every to_thread call.)
 _THREADS = trio.CapacityLimiter(float("inf"))
 
 
@@ -46,6 +57,145 @@ class CancelationException(BaseException):
 
 class PredictorLoadError(Exception):
     """The ``--predictor`` reference does not lead to a usable predictor."""
+
+
+class ModelThread:
+    """One call of blocking model code in a trio worker thread, and the way to stop it.
+
+    The only way to stop a Python thread from outside is to have CPython raise an
+    exception in it (``PyThreadState_SetAsyncExc``). It fires at the next bytecode the
+    thread runs: pure-Python code stops at once, a thread inside a long C call only once
+    that call returns. Fired anywhere else than in model code, it would do harm: in trio's
+    thread-pool code it kills a worker thread that trio reuses, which hangs the next call
+    handed to it. What makes it safe:
+
+    - It is raised at most once, under ``_lock``, and only while the thread is inside the
+      model region of :meth:`call` (``_ident`` is set).
+    - Leaving that region takes the same lock, unsets ``_ident`` and clears a pending
+      exception: once the thread is back in trio's code nothing is left to fire.
+    - The thread reports output and logs through :meth:`report`, which holds the lock, so
+      the exception never fires halfway through an update of the prediction.
+    - When the trio side stops listening (the call returned, or was abandoned after the
+      grace period), it sets ``_detached`` under the lock; from then on :meth:`report`
+      drops everything, so an abandoned thread cannot change a finished prediction.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.RLock()
+        self._ident = 0  # the worker thread while it runs model code, else 0
+        self._interrupted = False
+        self._detached = False
+        #: Set when the trio side gave up waiting while the model still ran.
+        self.abandoned = False
+        self._token: trio.lowlevel.TrioToken | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread is still inside the model's code."""
+        return self._ident != 0
+
+    def interrupt(self) -> None:
+        """Raise :class:`CancelationException` in the thread (once; later calls do nothing).
+
+        Called before the thread has started, the model is never entered."""
+        with self._lock:
+            if self._interrupted:
+                return
+            self._interrupted = True
+            if self._ident:
+                _set_async_exc(self._ident, CancelationException)
+
+    def report(self, update: Callable[[T], object], value: T) -> None:
+        """Apply ``update(value)`` to the prediction, unless nobody listens any more."""
+        with self._lock:
+            if not self._detached:
+                update(value)
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` in a worker thread and return its result.
+
+        When the calling task is cancelled the thread is interrupted and abandoned at
+        once (``trio.Cancelled`` propagates); :attr:`abandoned` tells whether the model
+        was still running then. The runner delays that cancel by its grace period."""
+        self._token = trio.lowlevel.current_trio_token()
+
+        def work() -> T:
+            try:
+                with self._lock:
+                    if self._interrupted:
+                        raise CancelationException()
+                    self._ident = threading.get_ident()
+                return fn()
+            finally:
+                try:
+                    self._leave()
+                except CancelationException:
+                    # It fired inside _leave, before the clear: it is delivered now, and
+                    # interrupt() raises only once, so this second pass is undisturbed.
+                    self._leave()
+                    raise
+
+        try:
+            return await trio.to_thread.run_sync(
+                work, abandon_on_cancel=True, limiter=_THREADS, thread_name=self.name
+            )
+        except trio.Cancelled:
+            self.interrupt()  # an outer cancel (a forced shutdown): ask it to stop anyway
+            with self._lock:
+                self.abandoned = self._ident != 0
+            raise
+        finally:
+            with self._lock:
+                self._detached = True
+
+    def _leave(self) -> None:
+        with self._lock:
+            was_running, self._ident = self._ident != 0, 0
+            if self._interrupted:
+                _set_async_exc(threading.get_ident(), None)
+            ended_abandoned = was_running and self.abandoned
+        if ended_abandoned and self._token is not None:
+            # Log from the trio thread: here, log records would go to the prediction.
+            with suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(log.info, "abandoned thread %r has stopped", self.name)
+
+
+def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
+    """Make ``exc`` pending in thread ``thread_id``; ``None`` clears a pending one."""
+    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None
+    )
+    if n > 1:  # cannot happen with a live thread id; the C API says: undo it
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
+
+
+def _drain(items: Iterator[Any], emit: Callable[[Any], object]) -> None:
+    """Emit each item of a sync model's iterator; on cancel, stop it where it stopped.
+
+    The exception may fire here, between two items, rather than inside the generator:
+    then it is thrown into the generator at its ``yield``, so the model sees
+    :class:`CancelationException` where it paused and can clean up as documented."""
+    try:
+        for item in items:
+            emit(item)
+    except CancelationException as exc:
+        if _suspended(items):
+            assert isinstance(items, Generator)
+            with suppress(StopIteration):
+                items.throw(exc)  # re-raises it, unless the model swallows it
+        raise
+    finally:
+        if _suspended(items):
+            assert isinstance(items, Generator)
+            items.close()
+
+
+def _suspended(items: Iterator[Any]) -> bool:
+    return inspect.isgenerator(items) and inspect.getgeneratorstate(items) in (
+        inspect.GEN_CREATED,
+        inspect.GEN_SUSPENDED,
+    )
 
 
 @dataclass
@@ -63,86 +213,69 @@ class LoadedPredictor:
         return inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
 
     async def run_setup(self) -> None:
+        """Run ``setup()``; a cancel (shutdown during setup) interrupts a sync one."""
         if self.setup is None:
             return
         if inspect.iscoroutinefunction(self.setup):
             await self.setup()
         else:
-            await trio.to_thread.run_sync(self.setup, limiter=_THREADS)
+            await ModelThread("setup").call(self.setup)
 
-    async def run(self, inputs: dict[str, Any], prediction: Any) -> None:
+    async def run(
+        self,
+        inputs: dict[str, Any],
+        prediction: Any,
+        on_abandon: Callable[[ModelThread], object] | None = None,
+    ) -> None:
         """Run ``predict`` once, reporting each output to ``prediction``.
 
         Async models see ``trio.Cancelled`` when ``prediction.cancel_scope`` is cancelled.
-        Sync models run in a worker thread that ``prediction.interrupt_thread()`` stops by
-        raising :class:`CancelationException` in it.
+        Sync models run in a :class:`ModelThread`; ``prediction.interrupt_thread()`` raises
+        :class:`CancelationException` in it. If the thread is still in the model when the
+        cancel scope fires, it is abandoned: ``prediction.abandoned_thread`` names it and
+        ``on_abandon`` gets it.
         """
         if self.is_async:
-            result = self.predict(**inputs)
-            if inspect.isasyncgen(result):
-                agen: AsyncGenerator[Any, None] = result  # type: ignore[assignment]
-                async with aclosing(agen):
-                    async for item in agen:
-                        prediction.append_output(item)
-            else:
-                prediction.set_output(await result)
+            await self._run_async(inputs, prediction)
             return
-        await _run_in_thread(self.predict, inputs, prediction)
+        thread = ModelThread(f"prediction {prediction.id}")
+        predict = self.predict
 
+        def predict_in_thread() -> None:
+            with capture_logs(partial(thread.report, prediction.append_logs)):
+                result = predict(**inputs)
+                if inspect.isgenerator(result) or isinstance(result, Iterator):
+                    _drain(result, partial(thread.report, prediction.append_output))
+                else:
+                    thread.report(prediction.set_output, result)
 
-async def _run_in_thread(
-    predict: Callable[..., Any], inputs: dict[str, Any], prediction: Any
-) -> None:
-    lock = threading.Lock()
-    state: dict[str, int] = {"thread": 0, "canceled": False}
-
-    def interrupt() -> None:
-        with lock:
-            if state["canceled"]:
-                return
-            state["canceled"] = True
-            if state["thread"]:
-                _raise_in_thread(state["thread"], CancelationException)
-
-    def work() -> None:
-        with lock:
-            if state["canceled"]:
-                raise CancelationException()
-            state["thread"] = threading.get_ident()
+        prediction.interrupt_thread = thread.interrupt
         try:
-            result = predict(**inputs)
-            if inspect.isgenerator(result) or isinstance(result, Iterator):
-                for item in result:
-                    prediction.append_output(item)
-            else:
-                prediction.set_output(result)
+            await thread.call(predict_in_thread)
         finally:
-            with lock:
-                state["thread"] = 0
-                if state["canceled"]:
-                    # The exception may still be pending if the model ended just as it
-                    # was raised: clear it, so it never escapes into trio's thread code.
-                    _raise_in_thread(threading.get_ident(), None)
+            prediction.interrupt_thread = None
+            if thread.abandoned:
+                prediction.abandoned_thread = thread.name
+                if on_abandon is not None:
+                    on_abandon(thread)
 
-    prediction.interrupt_thread = interrupt
-    name = f"prediction {prediction.id}"
-    try:
-        await trio.to_thread.run_sync(
-            work, abandon_on_cancel=True, limiter=_THREADS, thread_name=name
-        )
-    except trio.Cancelled:
-        with lock:
-            if state["thread"]:
-                prediction.abandoned_thread = name
-        raise
-    finally:
-        prediction.interrupt_thread = None
-
-
-def _raise_in_thread(thread_id: int, exc: type[BaseException] | None) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None
-    )
+    async def _run_async(self, inputs: dict[str, Any], prediction: Any) -> None:
+        result = self.predict(**inputs)
+        if not inspect.isasyncgen(result):
+            prediction.set_output(await result)
+            return
+        agen: AsyncGenerator[Any, None] = result  # type: ignore[assignment]
+        scope: trio.CancelScope = prediction.cancel_scope
+        async with aclosing(agen):
+            async for item in agen:
+                prediction.append_output(item)
+                if scope.cancel_called:
+                    # It yielded after the cancel without reaching a checkpoint (one that
+                    # never awaits would run forever): stop it here.
+                    await trio.lowlevel.checkpoint()
+                # Let the webhook task and the HTTP layer run between items, without
+                # taking the cancel away from the model's own next checkpoint.
+                await trio.lowlevel.cancel_shielded_checkpoint()
 
 
 def load_predictor(ref: str) -> LoadedPredictor:

@@ -20,7 +20,7 @@ import trio
 from ._config import Config
 from ._logs import capture_logs
 from ._prediction import ChangeSignal, Prediction, new_prediction_id, utcnow
-from ._predictor import CancelationException, LoadedPredictor
+from ._predictor import CancelationException, LoadedPredictor, ModelThread
 from ._schema import ALL_EVENTS, PredictionRequest, Status
 from ._webhooks import WebhookSender
 
@@ -64,18 +64,26 @@ class PredictionRunner:
         self.setup_completed_at: str | None = None
         self.shutting_down = False
         self.setup_done = trio.Event()
-        #: Worker threads of sync models that ignored a cancel and were left behind.
-        self.abandoned_threads = 0
+        self._stopped = trio.Event()  # set when run() has returned
+        #: Cancelled by stop_now(): shutdown skips its grace periods and deadlines.
+        self._patience = trio.CancelScope()
+        #: Worker threads of sync models that ignored a cancel and still run.
+        self._abandoned: list[ModelThread] = []
+        #: How many threads were ever abandoned.
+        self.abandoned_total = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Open the runner's nursery, run setup, then serve until cancelled."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            task_status.started()
-            await self._setup()
-            await trio.sleep_forever()
+        """Open the runner's nursery, run setup, then serve until :meth:`shutdown`."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await self._setup()
+                await trio.sleep_forever()
+        finally:
+            self._stopped.set()
 
     async def _setup(self) -> None:
         self.setup_started_at = utcnow()
@@ -90,27 +98,44 @@ class PredictionRunner:
         else:
             self.setup_status = Status.SUCCEEDED
             log.info("setup of %s done; ready for predictions", self.predictor.name)
-        self.setup_completed_at = utcnow()
-        self.setup_done.set()
+        finally:
+            # Also when a shutdown cancels setup: nobody may wait for it forever.
+            self.setup_completed_at = utcnow()
+            self.setup_done.set()
 
     async def shutdown(self) -> None:
-        """Refuse new predictions, let running ones finish within ``shutdown_grace``, cancel
-        the rest, and wait (within ``shutdown_webhook_deadline``) for their terminal webhooks.
+        """Stop: refuse new predictions, let running ones go on for ``shutdown_grace``,
+        cancel the rest, wait for their terminal webhooks (at most ``cancel_grace`` +
+        ``shutdown_webhook_deadline``), then stop every task of the runner.
+
+        Returns once the runner's nursery has closed. :meth:`stop_now` cuts the waits short.
         """
         self.shutting_down = True
-        with trio.move_on_after(self.config.shutdown_grace):
+        with self._patience:
+            with trio.move_on_after(self.config.shutdown_grace):
+                for p in list(self._active.values()):
+                    await p.done.wait()
             for p in list(self._active.values()):
-                await p.done.wait()
-        for p in list(self._active.values()):
-            self.cancel(p.id)
-        with trio.move_on_after(self.config.cancel_grace + self.config.shutdown_webhook_deadline):
-            await self._all_closed.wait()
+                self.cancel(p.id)
+            deadline = self.config.cancel_grace + self.config.shutdown_webhook_deadline
+            with trio.move_on_after(deadline):
+                await self._all_closed.wait()
         if self._open:
             log.warning(
-                "shutdown: %d prediction(s) still sending webhooks; stopped", len(self._open)
+                "shutdown: %d prediction(s) not finished (model or webhook); stopped",
+                len(self._open),
             )
         if self._nursery is not None:
+            # Whatever is left is cancelled from outside: models are canceled at once
+            # (sync threads interrupted and abandoned), webhook deliveries stop.
             self._nursery.cancel_scope.cancel()
+            await self._stopped.wait()
+
+    def stop_now(self) -> None:
+        """Make a running (or coming) :meth:`shutdown` skip its grace periods (a second
+        signal): predictions are canceled and abandoned at once, webhooks not awaited."""
+        self.shutting_down = True
+        self._patience.cancel()
 
     # -- queries ---------------------------------------------------------------------
 
@@ -129,6 +154,12 @@ class PredictionRunner:
     @property
     def active_count(self) -> int:
         return len(self._active)
+
+    @property
+    def abandoned_threads(self) -> int:
+        """Worker threads left behind by sync models that ignored a cancel, still running."""
+        self._abandoned = [t for t in self._abandoned if t.running]
+        return len(self._abandoned)
 
     def setup_info(self) -> dict[str, Any]:
         return {
@@ -177,7 +208,8 @@ class PredictionRunner:
         return p
 
     def cancel(self, prediction_id: str) -> Prediction | None:
-        """Ask a prediction to stop; a finished one is returned unchanged."""
+        """Ask a prediction to stop; a finished one (or one already asked) is returned
+        unchanged. It ends ``canceled``, whatever its model does after this call."""
         p = self.get(prediction_id)
         if p is None or p.status.terminal or p.cancel_requested:
             return p
@@ -208,32 +240,36 @@ class PredictionRunner:
                 self._all_closed.set()
 
     async def _model_task(self, p: Prediction, inputs: dict[str, Any]) -> None:
-        status, error = Status.SUCCEEDED, None
+        # Left as is only when the runner itself is torn down from outside.
+        status, error = Status.CANCELED, None
         try:
             with p.cancel_scope:
                 await trio.lowlevel.checkpoint()  # a cancel that came before start wins here
                 p.mark_processing()
                 with capture_logs(p.append_logs):
-                    await self.predictor.run(inputs, p)
+                    await self.predictor.run(inputs, p, self._abandoned.append)
+            status = Status.SUCCEEDED
         except CancelationException:
             status = Status.CANCELED
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a model's sys.exit() must not end the server
             status, error = Status.FAILED, str(exc) or type(exc).__name__
             p.append_logs(traceback.format_exc())
-        if p.cancel_requested:
-            # Whatever the model did after the cancel (stopped, swallowed it, failed),
-            # the client asked for a cancel and gets exactly that.
-            status, error = Status.CANCELED, None
-        if p.abandoned_thread is not None:
-            self.abandoned_threads += 1
-            log.warning(
-                "prediction %s: the model did not stop within %.1f s of its cancel; "
-                "reported canceled and abandoned its thread %r",
-                p.id,
-                self.config.cancel_grace,
-                p.abandoned_thread,
-            )
-        self._finish(p, status, error)
+        finally:
+            # One terminal status, always, also when an outer cancel passes through here.
+            if p.cancel_requested:
+                # Whatever the model did after the cancel (stopped, swallowed it, failed),
+                # the client asked for a cancel and gets exactly that.
+                status, error = Status.CANCELED, None
+            if p.abandoned_thread is not None:
+                self.abandoned_total += 1
+                log.warning(
+                    "prediction %s: the model did not stop after its cancel (grace %.1f s); "
+                    "reported canceled and abandoned its thread %r, which still runs",
+                    p.id,
+                    0.0 if self._patience.cancel_called else self.config.cancel_grace,
+                    p.abandoned_thread,
+                )
+            self._finish(p, status, error)
 
     def _finish(self, p: Prediction, status: Status, error: str | None) -> None:
         p.mark_terminal(status, error)
