@@ -6,11 +6,19 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
+from hypercorn.typing import (
+    ASGIFramework,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    ASGISendEvent,
+    Scope,
+)
 
 from ._app import PredictionApp, create_app
 from ._config import Config
@@ -69,7 +77,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
 
 
 async def serve_app(app: PredictionApp, config: Config) -> None:
-    """Serve until SIGTERM, SIGINT or ``POST /shutdown``, then drain and return."""
+    """Serve until SIGTERM, SIGINT or ``POST /shutdown``, then drain and return.
+
+    The first signal starts a graceful shutdown; a second one skips its grace periods.
+    Signals are consumed until the server has stopped: one left pending would be
+    redelivered to the default handler when the receiver closes and kill the process."""
     hconfig = HypercornConfig()
     hconfig.bind = [f"{config.host}:{config.port}"]
     hconfig.accesslog = None
@@ -78,21 +90,61 @@ async def serve_app(app: PredictionApp, config: Config) -> None:
     # (given a name instead, Hypercorn adds a handler of its own and every line shows twice).
     hconfig.errorlog = logging.getLogger("hypercorn.error")
 
-    async def shutdown_trigger() -> None:
+    async def on_signals(signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if not app.runner.shutting_down:
+                log.info("received %s; shutting down", name)
+                app.request_shutdown()
+            else:
+                log.warning("received %s again; stopping without waiting", name)
+                app.runner.stop_now()
+
+    with _ignored_once_stopped(signal.SIGTERM, signal.SIGINT):
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
-
-                async def on_signal() -> None:
-                    async for signum in signals:
-                        log.info("received %s; shutting down", signal.Signals(signum).name)
-                        app.request_shutdown()
-                        return
-
-                nursery.start_soon(on_signal)
-                await app.drained.wait()
+                nursery.start_soon(on_signals, signals)
+                await serve(_shield_final_send(app), hconfig, shutdown_trigger=app.drained.wait)
                 nursery.cancel_scope.cancel()
 
-    await serve(app, hconfig, shutdown_trigger=shutdown_trigger)
+
+def _shield_final_send(app: PredictionApp) -> ASGIFramework:
+    """Send the last chunk of each response shielded from cancellation.
+
+    Quart-Trio cancels a request's scope as soon as the response is complete, while
+    Hypercorn is still inside that send, restarting the connection's keep-alive idle
+    timer; the restart is cancelled, so an idle keep-alive connection is never closed:
+    not after ``keep_alive_timeout``, and not at shutdown, which then waits the whole
+    ``graceful_timeout`` for it. Hypercorn shields its socket writes anyway, so this
+    only lets its bookkeeping finish."""
+
+    async def asgi(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_last_shielded(message: ASGISendEvent) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                with trio.CancelScope(shield=True):
+                    await send(message)
+            else:
+                await send(message)
+
+        await app(scope, receive, send_last_shielded)
+
+    return asgi
+
+
+@contextmanager
+def _ignored_once_stopped(*signums: int) -> Iterator[None]:
+    """Ignore these signals from just before a receiver opens until the block ends, so a
+    signal still pending when the receiver closes is dropped, not redelivered."""
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     log.info("serving %s on http://%s:%d", app.runner.predictor.name, config.host, config.port)
+    # Ignored until the process exits, except while serve_app handles them: a signal that
+    # comes once the server has stopped must not turn a clean exit into a kill.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
     try:
         trio.run(serve_app, app, config)
     except BaseExceptionGroup as group:
