@@ -35,9 +35,11 @@ class ChangeSignal:
 
     A memory channel of capacity 1 carries wake-ups: any number of changes between two
     reads of it collapse into one wake-up, since the webhook task always sends the latest
-    snapshot anyway. :meth:`notify` may be called from any thread; from a worker thread it
-    schedules at most one call into the Trio loop at a time. Closing the channel (when the
-    model task is done) tells the webhook task that the prediction is terminal.
+    snapshot anyway. While a wake-up is pending, :meth:`notify` is a flag check: no
+    allocation, no exception, no call into Trio. It may be called from any thread; from a
+    worker thread it schedules at most one call into the Trio loop at a time. Closing the
+    channel (when the model task is done) tells the webhook task that the prediction is
+    terminal; :meth:`wait_finished` lets it wait for just that, ignoring changes.
     """
 
     def __init__(self) -> None:
@@ -46,6 +48,7 @@ class ChangeSignal:
         self._loop_thread = threading.get_ident()
         self._queued = False  # a wake-up is in the channel or on its way there
         self._closed = False
+        self._finished = trio.Event()
 
     def notify(self) -> None:
         if self._queued or self._closed:
@@ -74,9 +77,19 @@ class ChangeSignal:
         self._queued = False
         return True
 
+    @property
+    def finished(self) -> bool:
+        """The model is done: no change will come any more."""
+        return self._closed
+
+    async def wait_finished(self) -> None:
+        """Wait until the model is done, whatever changes meanwhile."""
+        await self._finished.wait()
+
     def close(self) -> None:
         self._closed = True
         self._send.close()
+        self._finished.set()
 
 
 class Prediction:
@@ -116,6 +129,9 @@ class Prediction:
         self.interrupt_thread: Callable[[], None] | None = None
         self.done = trio.Event()
         self.signal: ChangeSignal | None = None
+        # Only changes the webhook reports wake its task (a ["completed"] filter: none).
+        self._wake_on_output = "output" in webhook_events_filter
+        self._wake_on_logs = "logs" in webhook_events_filter
         #: Name of the worker thread left behind when a sync model ignored its cancel.
         self.abandoned_thread: str | None = None
         self._frozen = False  # terminal: an abandoned thread can no longer change it
@@ -131,7 +147,7 @@ class Prediction:
             self._output_is_list = True
         self._output.append(item)
         self.output_version += 1
-        if self.signal is not None:
+        if self._wake_on_output and self.signal is not None:
             self.signal.notify()
 
     def set_output(self, value: Any) -> None:
@@ -140,7 +156,7 @@ class Prediction:
         self._output = value
         self._output_is_list = False
         self.output_version += 1
-        if self.signal is not None:
+        if self._wake_on_output and self.signal is not None:
             self.signal.notify()
 
     def append_logs(self, text: str) -> None:
@@ -149,7 +165,7 @@ class Prediction:
         with self._logs_lock:
             self._logs.append(text)
             self.logs_version += 1
-        if self.signal is not None:
+        if self._wake_on_logs and self.signal is not None:
             self.signal.notify()
 
     # -- runner side ------------------------------------------------------------------
