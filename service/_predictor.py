@@ -265,14 +265,12 @@ class LoadedPredictor:
             prediction.set_output(await result)
             return
         agen: AsyncGenerator[Any, None] = result  # type: ignore[assignment]
-        scope: trio.CancelScope = prediction.cancel_scope
         async with aclosing(agen):
             async for item in agen:
                 prediction.append_output(item)
-                if scope.cancel_called:
-                    # It yielded after the cancel without reaching a checkpoint (one that
-                    # never awaits would run forever): stop it here.
-                    await trio.lowlevel.checkpoint()
+                # Cancelled, yet it yielded without reaching a checkpoint (one that never
+                # awaits would run forever): stop it here.
+                await trio.lowlevel.checkpoint_if_cancelled()
                 # Let the webhook task and the HTTP layer run between items, without
                 # taking the cancel away from the model's own next checkpoint.
                 await trio.lowlevel.cancel_shielded_checkpoint()

@@ -112,11 +112,13 @@ class PredictionRunner:
         """
         self.shutting_down = True
         with self._patience:
-            with trio.move_on_after(self.config.shutdown_grace):
+            try:
+                with trio.move_on_after(self.config.shutdown_grace):
+                    for p in list(self._active.values()):
+                        await p.done.wait()
+            finally:
                 for p in list(self._active.values()):
-                    await p.done.wait()
-            for p in list(self._active.values()):
-                self.cancel(p.id)
+                    self.cancel(p.id)
             deadline = self.config.cancel_grace + self.config.shutdown_webhook_deadline
             with trio.move_on_after(deadline):
                 await self._all_closed.wait()

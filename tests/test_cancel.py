@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -319,6 +320,19 @@ async def test_waiting_sync_request_gets_200_with_canceled(is_async: bool) -> No
     assert status == 200
     assert body["status"] == "canceled"
     assert body["metrics"]["predict_time"] >= 0
+
+
+async def test_a_model_calling_sys_exit_fails_its_prediction_not_the_service() -> None:
+    def predict() -> str:
+        sys.exit(3)
+
+    async with serving(predict) as (_app, client):
+        for _ in range(2):
+            r = await client.post("/predictions", json={})
+            assert r.status_code == 200
+            body = await r.get_json()
+            assert body["status"] == "failed"
+            assert body["error"] == "3"
 
 
 # -- async models: trio.Cancelled at the next checkpoint (autojump clock) --------------------

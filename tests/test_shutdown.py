@@ -219,6 +219,28 @@ async def test_stop_now_skips_the_grace_periods(
     assert any(f"'prediction {pid}'" in r.getMessage() for r in caplog.records)
 
 
+async def test_stop_now_also_stops_an_async_generator_that_never_awaits(
+    transport: RecordingTransport,
+) -> None:
+    total = 1_000_000
+
+    async def predict() -> AsyncIterator[int]:
+        for i in range(total):
+            yield i
+
+    async with serving(predict, transport=transport, shutdown_grace=60) as (app, client):
+        pid = await start(client)
+        p = app.runner.get(pid)
+        assert p is not None
+        await until(lambda: p.output_version >= 10)
+        app.request_shutdown()
+        app.runner.stop_now()
+        with trio.fail_after(5):
+            await app.drained.wait()
+        assert p.status == "canceled"
+        assert len(p.output) < total
+
+
 # -- a real process ------------------------------------------------------------------------
 
 PREDICTOR = """
