@@ -16,6 +16,7 @@ import inspect
 import logging
 import sys
 import threading
+import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
@@ -265,15 +266,24 @@ class LoadedPredictor:
             prediction.set_output(await result)
             return
         agen: AsyncGenerator[Any, None] = result  # type: ignore[assignment]
+        pause_at = time.perf_counter() + _MAX_RUN_WITHOUT_PAUSE
         async with aclosing(agen):
             async for item in agen:
                 prediction.append_output(item)
                 # Cancelled, yet it yielded without reaching a checkpoint (one that never
-                # awaits would run forever): stop it here.
+                # awaits would run forever): stop it here. This costs a flag check.
                 await trio.lowlevel.checkpoint_if_cancelled()
-                # Let the webhook task and the HTTP layer run between items, without
-                # taking the cancel away from the model's own next checkpoint.
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                # A generator that never awaits would starve the webhook task and the HTTP
+                # layer: let them run every few ms (not every item: a reschedule costs
+                # several µs, more than the rest of an output), without taking the cancel
+                # away from the model's own next checkpoint.
+                if time.perf_counter() >= pause_at:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    pause_at = time.perf_counter() + _MAX_RUN_WITHOUT_PAUSE
+
+
+#: The longest an async generator that never awaits runs before other tasks get a turn.
+_MAX_RUN_WITHOUT_PAUSE = 0.002
 
 
 def load_predictor(ref: str) -> LoadedPredictor:
