@@ -51,6 +51,10 @@ RETRYABLE_STATUS = frozenset({408, 429})
 #: Transport failures worth another attempt: the receiver may be back soon.
 RETRYABLE_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
+#: How much of an answer's body is read (so the connection can be kept), and how long for.
+ANSWER_BODY_LIMIT = 64 * 1024
+ANSWER_BODY_WAIT = 1.0
+
 Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
@@ -189,12 +193,25 @@ class WebhookSender:
     async def _post(
         self, url: str, msg_id: str, body: bytes, trace: Trace | None = None
     ) -> httpx.Response:
-        """One attempt, bounded by :attr:`attempt_deadline` (raises ``httpx.TimeoutException``)."""
+        """One attempt, bounded by :attr:`attempt_deadline` (raises ``httpx.TimeoutException``).
+
+        The status line is the receiver's answer. Its body is read only so that the
+        connection can be used again, and only up to :data:`ANSWER_BODY_LIMIT` bytes and
+        :data:`ANSWER_BODY_WAIT` seconds: a receiver whose body is endless, huge or
+        trickling cannot fill memory, nor turn a delivered request into a timeout (and a
+        retry). If the body is cut short, the connection is simply not reused.
+        """
         extensions = {} if trace is None else {"trace": trace}
         with trio.move_on_after(self.attempt_deadline):
-            return await self.client.post(
-                url, content=body, headers=self._headers(msg_id, body), extensions=extensions
-            )
+            async with self.client.stream(
+                "POST",
+                url,
+                content=body,
+                headers=self._headers(msg_id, body),
+                extensions=extensions,
+            ) as response:
+                await _skim(response)
+                return response
         raise httpx.TimeoutException(f"no answer within {self.attempt_deadline:g} s")
 
     async def _send_once(
@@ -324,6 +341,21 @@ class WebhookSender:
             reason,
         )
         return False
+
+
+async def _skim(response: httpx.Response) -> None:
+    """Read (and drop) the answer's body, within the limits; see :meth:`WebhookSender._post`."""
+    if response.is_stream_consumed:  # already read: a transport that answered in full
+        return
+    received = 0
+    with trio.move_on_after(ANSWER_BODY_WAIT):
+        try:
+            async for chunk in response.aiter_raw():
+                received += len(chunk)
+                if received > ANSWER_BODY_LIMIT:
+                    break
+        except httpx.HTTPError:
+            pass  # the answer is in; the connection is closed, not reused
 
 
 def _new_msg_id() -> str:
