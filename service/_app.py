@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pydantic
-import pydantic_core
 import trio
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -22,7 +21,7 @@ from ._config import Config
 from ._openapi import openapi_document
 from ._predictor import LoadedPredictor, load_predictor, wrap_predictor
 from ._runner import Busy, NotReady, PredictionRunner
-from ._schema import PredictionRequest, to_json
+from ._schema import PredictionRequest, parse_json, to_json
 from ._version import __version__
 from ._webhooks import WebhookSender
 
@@ -101,6 +100,8 @@ def create_app(
     loaded = predictor if isinstance(predictor, LoadedPredictor) else wrap_predictor(predictor)
 
     app = PredictionApp(__name__)
+    # "PUT /predictions//x" is a JSON 404, not an HTML 308 redirect to the id "x".
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = None
     app.config_ = config
@@ -156,7 +157,7 @@ def create_app(
             try:
                 # Strict JSON: no NaN/Infinity (they could not be echoed back as JSON), no
                 # lone surrogates, and a nesting limit instead of a RecursionError.
-                body = pydantic_core.from_json(raw, allow_inf_nan=False)
+                body = parse_json(raw)
             except ValueError as exc:
                 raise _ClientError(400, f"request body is not valid JSON: {exc}") from None
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -15,6 +16,7 @@ __all__ = [
     "PredictionResponse",
     "Status",
     "WebhookEvent",
+    "parse_json",
     "to_json",
 ]
 
@@ -87,3 +89,23 @@ def to_json(body: Any) -> bytes:
     except pydantic_core.PydanticSerializationError:
         plain = pydantic_core.to_jsonable_python(body, fallback=str, inf_nan_mode="null")
         return json.dumps(plain, ensure_ascii=False).encode("utf-8", "replace")
+
+
+def parse_json(raw: str | bytes) -> Any:
+    """Parse a request body as strict JSON; raises ``ValueError`` with the reason.
+
+    No NaN or Infinity, and no number so large that it becomes one (``1e999``): none
+    could be echoed back as JSON, and a model must not get an input its prediction then
+    shows as ``null``. No lone surrogates, and a nesting limit instead of a RecursionError.
+    """
+    body = pydantic_core.from_json(raw, allow_inf_nan=False)
+    stack = [body]
+    while stack:  # iterative: the nesting is bounded by the parser, not by us
+        value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("a number is out of range (larger than about 1.8e308)")
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return body
