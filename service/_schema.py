@@ -7,6 +7,7 @@ import json
 import math
 from typing import Annotated, Any, Literal
 
+import httpx
 import pydantic
 import pydantic_core
 
@@ -56,9 +57,17 @@ class PredictionRequest(pydantic.BaseModel):
 
     @pydantic.field_validator("webhook")
     @classmethod
-    def _no_credentials(cls, url: pydantic.HttpUrl | None) -> pydantic.HttpUrl | None:
-        if url is not None and (url.username or url.password):
+    def _usable_webhook(cls, url: pydantic.HttpUrl | None) -> pydantic.HttpUrl | None:
+        if url is None:
+            return url
+        if url.username or url.password:
             raise ValueError("webhook URL must not carry credentials; use WEBHOOK_AUTH_TOKEN")
+        try:
+            # What the webhook client will parse: a URL pydantic takes and httpx does not
+            # (a host that IDNA 2008 forbids, like "xn--n3h.net") could never be delivered.
+            httpx.Request("POST", str(url))
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise ValueError(f"webhook URL cannot be used: {exc}") from None
         return url
 
 

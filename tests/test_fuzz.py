@@ -152,6 +152,8 @@ ODD_URLS = [
     "http://exa mple.test/",
     "http://ü.example.test/",
     "http://xn--/",
+    "http://xn--n3h.net/",
+    "http://☃.net/",
     "http://example.test/" + "a" * 70_000,
     "http://" + "a" * 300 + ".test/",
     "HTTP://EXAMPLE.TEST/",
@@ -290,6 +292,10 @@ def no_5xx_or_crash(
     def check() -> None:
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert not errors, [r.getMessage() for r in errors][:5]
+        # The recording transport accepts everything: a terminal webhook given up means
+        # the service accepted a webhook URL it then could not send to.
+        given_up = [r.getMessage() for r in caplog.records if "given up" in r.getMessage()]
+        assert not given_up, given_up[:5]
 
     return check
 
@@ -446,6 +452,17 @@ async def test_odd_paths_are_json_4xx_never_a_redirect(method: str, path: str) -
         assert 400 <= response.status_code < 500
         assert set(await response.get_json()) == {"detail"}
         assert app.runner.get("x") is None
+
+
+@pytest.mark.parametrize("url", ["http://☃.net/", "http://xn--n3h.net/hook"])
+async def test_webhook_url_the_client_cannot_send_to_is_422(url: str) -> None:
+    """Found by fuzzing: pydantic took these hosts, httpx refuses them (IDNA 2008): the
+    prediction was accepted and its webhooks silently never sent."""
+    async with running_app(Echo, transport=RecordingTransport()) as (_, client):
+        response = await client.post("/predictions", json={"webhook": url})
+        assert response.status_code == 422
+        detail = (await response.get_json())["detail"]
+        assert [e["loc"] for e in detail] == [["body", "webhook"]]
 
 
 async def test_duplicate_keys_the_last_one_wins_as_in_every_json_parser() -> None:
