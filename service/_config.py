@@ -6,7 +6,10 @@ environment, so two apps in one process never share settings by accident.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -56,8 +59,24 @@ class Config:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        if self.webhook_secret is not None and not self.webhook_secret.startswith("whsec_"):
-            raise ValueError("WEBHOOK_SECRET must be a Standard Webhooks key: 'whsec_...'")
+        # The messages never quote the value: it is a secret, and error messages get logged.
+        token = self.webhook_auth_token
+        if token is not None and not re.fullmatch(r"[\x21-\x7e]+", token):
+            # Such a token cannot be a header: every webhook would fail, and the HTTP
+            # library's error message would quote it into the log.
+            raise ValueError(
+                "WEBHOOK_AUTH_TOKEN must be printable ASCII without spaces or line breaks "
+                "(a trailing newline from a file?)"
+            )
+        if self.webhook_secret is not None:
+            try:
+                key = base64.b64decode(self.webhook_secret.removeprefix("whsec_"), validate=True)
+            except binascii.Error:
+                key = b""
+            if not self.webhook_secret.startswith("whsec_") or not key:
+                raise ValueError(
+                    "WEBHOOK_SECRET must be a Standard Webhooks key: 'whsec_' and base64"
+                )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Config:

@@ -30,6 +30,7 @@ import logging
 import math
 import random
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC
@@ -226,9 +227,9 @@ class WebhookSender:
         try:
             response = await self._post(url, _new_msg_id(), body, trace)
         except Exception as exc:
-            reason = _describe(exc)
+            reason = self._describe(exc)
             if not isinstance(exc, httpx.HTTPError):
-                log.debug("webhook for %s", prediction_id, exc_info=True)
+                log.debug("webhook for %s: %s", prediction_id, self._traceback())
         else:
             if response.is_success:
                 return True
@@ -305,10 +306,10 @@ class WebhookSender:
                 try:
                     response = await self._post(url, msg_id, body)
                 except RETRYABLE_ERRORS as exc:
-                    reason = _describe(exc)
+                    reason = self._describe(exc)
                 except Exception as exc:
-                    reason = f"{_describe(exc)}; not retried"
-                    log.debug("terminal webhook for %s", prediction_id, exc_info=True)
+                    reason = f"{self._describe(exc)}; not retried"
+                    log.debug("terminal webhook for %s: %s", prediction_id, self._traceback())
                     break
                 else:
                     status = response.status_code
@@ -342,6 +343,25 @@ class WebhookSender:
         )
         return False
 
+    # -- what failures log ----------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        """``text`` without the token or the signing key: an exception message may quote
+        a request's headers (the HTTP library does, for a header it rejects)."""
+        for secret in (self.config.webhook_auth_token, self.config.webhook_secret):
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        if self.config.webhook_secret:
+            text = text.replace(self.config.webhook_secret.removeprefix("whsec_"), "[redacted]")
+        return text
+
+    def _describe(self, exc: Exception) -> str:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return self._redact(text)
+
+    def _traceback(self) -> str:
+        return self._redact(traceback.format_exc())
+
 
 async def _skim(response: httpx.Response) -> None:
     """Read (and drop) the answer's body, within the limits; see :meth:`WebhookSender._post`."""
@@ -360,7 +380,3 @@ async def _skim(response: httpx.Response) -> None:
 
 def _new_msg_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
-
-
-def _describe(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
