@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 from ._receiver import Arrival, carried
 
-__all__ = ["StreamStats", "analyse_stream", "max_in_window", "percentile", "stamps"]
+__all__ = [
+    "StreamStats",
+    "analyse_stream",
+    "max_in_window",
+    "percentile",
+    "predict_time",
+    "stamps",
+]
 
 _SUCCEEDED = b'"status":"succeeded"'
 _STAMP = re.compile(r"[#@](\d+) (\d+\.\d+)")
@@ -71,6 +78,15 @@ class StreamStats:
     terminal_delay: float | None
     #: When the model made each output (from the fullest body), for the plot.
     made: list[float]
+    #: ``metrics.predict_time`` of the terminal body: the model's own run time.
+    predict_time: float | None
+
+    @property
+    def made_per_second(self) -> float | None:
+        """The model's output rate, from the stamps the bodies carried."""
+        if len(self.made) < 2 or self.made[-1] <= self.made[0]:
+            return None
+        return (len(self.made) - 1) / (self.made[-1] - self.made[0])
 
     @property
     def in_order(self) -> bool:
@@ -110,7 +126,14 @@ def analyse_stream(
         final_complete=final_complete,
         terminal_delay=terminal.at - max(out_times) if terminal and out_times else None,
         made=out_times,
+        predict_time=predict_time(terminal_body) if terminal_body is not None else None,
     )
+
+
+def predict_time(body: bytes) -> float | None:
+    """``metrics.predict_time`` of a prediction body, if it has one."""
+    value = (json.loads(body).get("metrics") or {}).get("predict_time")
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _first_carried(carried: Sequence[tuple[float, int]], made: Sequence[float]) -> list[float]:

@@ -58,8 +58,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--max-minutes",
         type=float,
-        default=13.0,
-        help="no case starts after this many minutes (default 13; each case has its own cap)",
+        default=12.0,
+        help="no case starts after this many minutes (default 12; each case has its own cap)",
     )
     parser.add_argument(
         "--reinstall-peer", action="store_true", help="recreate the peer's virtual environment"

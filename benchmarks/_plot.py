@@ -43,6 +43,8 @@ def plot_arrivals(series: dict[str, dict[str, dict[str, Any]]], path: Path) -> s
                     range(1, len(times) + 1),
                     where="post",
                     color=color,
+                    linewidth=2.2 if server == "project" else 1.2,
+                    zorder=3 if server == "project" else 2,
                     label=f"{label}: {len(times):,} requests",
                 )
             carried = [(t, c) for t, c in data["arrivals"] if c is not None]
@@ -53,6 +55,7 @@ def plot_arrivals(series: dict[str, dict[str, dict[str, Any]]], path: Path) -> s
                     ".",
                     color=color,
                     markersize=4 if len(carried) < 200 else 1.5,
+                    zorder=3 if server == "project" else 2,
                     label=f"{label}: outputs in each webhook body",
                 )
             made = data["made"]
@@ -64,19 +67,19 @@ def plot_arrivals(series: dict[str, dict[str, dict[str, Any]]], path: Path) -> s
                     color=color,
                     linewidth=0.8,
                     alpha=0.7,
-                    label=f"{label}: outputs made by the model",
+                    label=f"{label}: outputs made (stamps in the fullest body)",
                 )
         left.set_yscale("log")
         left.set_title(f"{case}: webhook requests arrived", fontsize=10)
         left.set_xlabel("seconds since the prediction was requested")
         left.set_ylabel("requests so far")
         left.grid(True, alpha=0.3)
-        left.legend(fontsize=8, loc="lower right")
+        left.legend(fontsize=8, loc="best")
         right.set_title(f"{case}: outputs carried vs made", fontsize=10)
         right.set_xlabel("seconds since the prediction was requested")
         right.set_ylabel("outputs")
         right.grid(True, alpha=0.3)
-        right.legend(fontsize=8, loc="lower right")
+        right.legend(fontsize=8, loc="best")
     fig.suptitle("Scenario 1: streaming under the webhook throttle (last repetition)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

@@ -315,6 +315,9 @@ async def _stream_case(
     rec(never, stats.undelivered, better="lower", digits=0)
     rec("bodies older than one before them", stats.out_of_order, better="lower", digits=0)
     rec("bodies in order, terminal last", stats.in_order)
+    rec("model's own run time (predict_time)", stats.predict_time, unit="s", digits=2)
+    rate = f"model's output rate, from the stamps delivered (schedule: {n / seconds:,.0f}/s)"
+    rec(rate, stats.made_per_second, unit="1/s", better="higher", digits=0)
     rec("final body complete", stats.final_complete)
     rec(
         "terminal webhook after the last output",
