@@ -85,7 +85,7 @@ def _retry_after(response: httpx.Response, now: float) -> float | None:
         return seconds if math.isfinite(seconds) and seconds >= 0 else None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # "Jan 2147483648": overflow
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

@@ -13,8 +13,11 @@ wrong content types. What must hold for every single one:
 
 hypothesis calls a plain function; it runs in a worker thread here and reaches the app
 through ``trio.from_thread.run``. ``FUZZ_EXAMPLES`` (default 1000) scales every test's
-case count: 2,500 in all by default, about 10 s here (hypothesis's own generation is most
-of it); try ``FUZZ_EXAMPLES=20000`` for a long run.
+case count: about 3,200 in all by default, 15 to 20 s here (hypothesis's own generation
+is most of it); try ``FUZZ_EXAMPLES=20000`` for a long run.
+
+The last tests turn it around: the receiver is hostile (any status, any ``Retry-After``,
+any body), and the terminal delivery must still end, delivered or given up.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import hypothesis
 import pytest
 import trio
 from hypothesis import strategies as st
 
-from service import Input
+from service import Config, Input
+from service._webhooks import WebhookSender, _retry_after
 
 from .conftest import RecordingTransport, real_server, running_app
 
@@ -522,9 +527,7 @@ async def test_huge_numbers_survive_the_round_trip(caplog: pytest.LogCaptureFixt
 async def test_huge_bodies_over_a_real_server(caplog: pytest.LogCaptureFixture) -> None:
     """16 MiB is the default limit: a bigger body is 413 (and the connection closed),
     one just below it is served."""
-    import httpx
-
-    from service import Config, create_app
+    from service import create_app
 
     check_logs = no_5xx_or_crash(caplog)
     app = create_app(Config(), predictor=Echo)
@@ -538,3 +541,85 @@ async def test_huge_bodies_over_a_real_server(caplog: pytest.LogCaptureFixture) 
         r = await http.get("/health-check")
         assert r.json()["status"] == "READY"
     check_logs()
+
+
+# -- hostile receivers: any answer at all ---------------------------------------------------
+
+retry_after_values = st.one_of(
+    st.text(max_size=40),
+    st.builds(
+        "{} {} {} {}:{}:{} {}".format,
+        st.integers(-5, 40),
+        st.sampled_from(["Jan", "Dec", "Xyz", ""]),
+        st.integers(-(10**6), 10**12),
+        st.integers(-1, 99),
+        st.integers(-1, 99),
+        st.integers(-1, 99),
+        st.sampled_from(["GMT", "+0000", "-9999", "+2500", "", "UT"]),
+    ),
+    st.floats().map(str),
+    st.integers().map(str),
+)
+
+
+@hypothesis.settings(max_examples=EXAMPLES // 2, deadline=None, database=None)
+@hypothesis.given(retry_after_values)
+def test_retry_after_of_any_shape_is_none_or_a_finite_delay(value: str) -> None:
+    """Found a bug: "0 JAN 2147483648 0:0" raised OverflowError (see test_faults.py)."""
+    response = httpx.Response(
+        503, headers=[(b"retry-after", value.encode("utf-8", "surrogatepass"))]
+    )
+    delay = _retry_after(response, now=1.7e9)
+    assert delay is None or (math.isfinite(delay) and delay >= 0)
+
+
+answers = st.lists(
+    st.tuples(
+        st.integers(min_value=200, max_value=599),
+        st.none() | retry_after_values,
+        st.sampled_from([b"", b"ok", b"x" * 100_000, b"\xff\xfe", b'{"detail": NaN}']),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+async def test_terminal_delivery_survives_any_sequence_of_answers() -> None:
+    """Whatever a receiver answers (any status, any Retry-After, any body), the terminal
+    delivery ends, delivered or given up, without raising: no answer kills the task."""
+    script: list[tuple[int, str | None, bytes]] = []
+    seen = 0
+
+    async def respond(request: Any, n: int) -> httpx.Response:
+        nonlocal seen
+        seen += 1
+        status, retry_after, body = script[min(n, len(script) - 1)]
+        # bytes, as they come off the wire: any text a receiver could send
+        raw = None if retry_after is None else retry_after.encode("utf-8", "surrogatepass")
+        headers = [] if raw is None else [(b"retry-after", raw)]
+        return httpx.Response(status, headers=headers, content=body)
+
+    config = Config(
+        webhook_backoff_initial=0.001, webhook_backoff_max=0.002, webhook_retry_budget=0.05
+    )
+    transport = RecordingTransport(respond)
+    async with httpx.AsyncClient(transport=transport) as client:
+        sender = WebhookSender(client, config, "test")
+
+        @fuzz(answers, share=0.2)
+        def one(sequence: list[tuple[int, str | None, bytes]]) -> None:
+            nonlocal seen
+            script[:] = sequence
+            seen = 0
+            transport.attempts = 0
+            delivered = trio.from_thread.run(
+                sender._deliver_terminal, "http://r.test/", b"{}", "p1"
+            )
+            first = sequence[0][0]
+            if 200 <= first < 300:
+                assert delivered and seen == 1
+            elif first < 500 and first not in (408, 429):
+                assert not delivered and seen == 1  # final: never retried
+            assert seen >= 1
+
+        await trio.to_thread.run_sync(one)
