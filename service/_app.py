@@ -14,7 +14,7 @@ import pydantic
 import trio
 from quart import Response, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from . import _logs
 from ._config import Config
@@ -141,6 +141,8 @@ def create_app(
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
         response = _json({"detail": exc.description or exc.name}, exc.code or 500)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # RFC 9110: required
         if exc.code == 413:
             # The rest of the body was never read: the connection cannot carry another
             # request reliably (a keep-alive client's next request could hang), so close it.

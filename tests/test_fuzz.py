@@ -623,3 +623,24 @@ async def test_terminal_delivery_survives_any_sequence_of_answers() -> None:
             assert seen >= 1
 
         await trio.to_thread.run_sync(one)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("TRACE", "/", {"GET", "HEAD", "OPTIONS"}),
+        ("DELETE", "/predictions", {"POST", "OPTIONS"}),
+        ("GET", "/predictions/p1/cancel", {"POST", "OPTIONS"}),
+        ("PATCH", "/shutdown", {"POST", "OPTIONS"}),
+    ],
+)
+async def test_405_says_which_methods_are_allowed(
+    method: str, path: str, allowed: set[str]
+) -> None:
+    """Found by schemathesis (run by hand against /openapi.json, see the README): a 405
+    had no ``Allow`` header, which RFC 9110 requires."""
+    async with running_app(Echo, transport=RecordingTransport()) as (_, client):
+        response = await client.open(path, method=method)
+        assert response.status_code == 405
+        assert set(await response.get_json()) == {"detail"}
+        assert {m.strip() for m in response.headers["Allow"].split(",")} >= allowed
