@@ -141,7 +141,7 @@ LOAD_CONFIG: dict[str, Any] = {
     "webhook_timeout": 3.0,
     "webhook_backoff_initial": 0.05,
     "webhook_backoff_max": 0.2,
-    "webhook_retry_budget": 2.0,
+    "webhook_retry_budget": 1.5,
     "finished_history": 100_000,
 }
 
