@@ -7,6 +7,7 @@ import os
 import platform
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -21,7 +22,7 @@ from ._plot import plot_arrivals
 from ._receiver import WebhookReceiver
 from ._results import Results
 from ._scenarios import PRESETS, SCENARIOS, Context, Sizes
-from ._servers import CogPeer, ServerStartError, ensure_cog_peer
+from ._servers import REPO, CogPeer, ServerStartError, ensure_cog_peer
 
 __all__ = ["main"]
 
@@ -200,11 +201,15 @@ def _meta(
     except OSError:
         pass
     command = "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
+    commit = _git("rev-parse", "--short", "HEAD")
+    if commit and _git("status", "--porcelain", "--", "service"):
+        commit += " with uncommitted changes in service/"
     return {
         "command": command.strip(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "servers": list(servers),
         "project_version": __version__,
+        "project_commit": commit or "unknown",
         "peer_versions": peer.versions if peer else None,
         "python": platform.python_version(),
         "cpu": cpu,
@@ -212,6 +217,16 @@ def _meta(
         "load_average_start": os.getloadavg(),
         "sizes": asdict(sizes),
     }
+
+
+def _git(*args: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip()
 
 
 def _report(results: Results, servers: tuple[str, ...], plot: Path | None, elapsed: float) -> str:
@@ -226,7 +241,7 @@ def _report(results: Results, servers: tuple[str, ...], plot: Path | None, elaps
         f"- When: {m['date']}. Machine: {m['cores']} cores ({m['cpu'] or 'unknown CPU'}), "
         f"Python {m['python']}; load average at start "
         f"{_load(m['load_average_start'])}, at end {_load(m.get('load_average_end'))}.",
-        f"- Servers: project {m['project_version']}"
+        f"- Servers: project {m['project_version']} (commit {m['project_commit']})"
         + (
             f"; Cog: cog {peer.get('cog')}, coglet {peer.get('coglet')}"
             if "cog" in servers
