@@ -331,7 +331,9 @@ async def test_model_finishes_while_its_first_webhook_still_hangs(nursery: trio.
         result = await response.get_json()
         assert result["status"] == "succeeded" and result["output"] == list(range(30))
         # The start request is still unanswered: the model never waited for it.
-        assert receiver.holding == 1 and len(receiver.hits) == 1
+        assert receiver.accepted == []
+        await receiver.wait_for(lambda r: r.holding == 1, timeout=5)
+        assert len(receiver.hits) == 1
         assert receiver.hits[0].json["status"] == "starting"
         hanging = False
         receiver.release()  # the receiver hangs up on the start request, then recovers
@@ -367,7 +369,9 @@ async def test_many_predictions_to_one_hanging_receiver_one_request_each(
             async with trio.open_nursery() as clients:
                 for i in range(8):
                     clients.start_soon(one, i)
-        assert receiver.holding == 8  # one held request per prediction, no more
+        assert receiver.accepted == []
+        await receiver.wait_for(lambda r: r.holding == 8, timeout=5)  # one per prediction
+        assert len(receiver.hits) == 8
         hanging = False
         receiver.release()
         await receiver.wait_for(lambda r: len(r.terminal_accepted) == 8, timeout=20)
