@@ -21,7 +21,7 @@ from ._config import Config
 from ._openapi import openapi_document
 from ._predictor import LoadedPredictor, load_predictor, wrap_predictor
 from ._runner import Busy, NotReady, PredictionRunner
-from ._schema import PredictionRequest, parse_json, to_json
+from ._schema import ID_PATTERN, PredictionRequest, parse_json, to_json
 from ._version import __version__
 from ._webhooks import WebhookSender
 
@@ -67,7 +67,7 @@ class _ClientError(Exception):
         self.detail = detail
 
 
-_ID = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
+_ID = re.compile(ID_PATTERN)
 
 
 def _json(body: Any, status: int = 200) -> Response:

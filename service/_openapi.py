@@ -10,7 +10,7 @@ import pydantic
 from pydantic.json_schema import models_json_schema
 
 from ._predictor import LoadedPredictor
-from ._schema import PredictionRequest, PredictionResponse
+from ._schema import ID_PATTERN, PredictionRequest, PredictionResponse
 
 __all__ = ["openapi_document"]
 
@@ -123,7 +123,7 @@ def openapi_document(predictor: LoadedPredictor, version: str) -> dict[str, Any]
         "name": "prediction_id",
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]{1,128}$"},
+        "schema": {"type": "string", "pattern": ID_PATTERN},
     }
     plain = {"200": {"description": "OK", "content": {"application/json": {"schema": {}}}}}
     return {

@@ -13,6 +13,7 @@ import pydantic_core
 
 __all__ = [
     "ALL_EVENTS",
+    "ID_PATTERN",
     "PredictionRequest",
     "PredictionResponse",
     "Status",
@@ -24,9 +25,9 @@ __all__ = [
 WebhookEvent = Literal["start", "output", "logs", "completed"]
 ALL_EVENTS: frozenset[str] = frozenset({"start", "output", "logs", "completed"})
 
-PredictionId = Annotated[
-    str, pydantic.StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
-]
+#: A client-chosen prediction id: 1 to 128 characters of these (safe in paths and logs).
+ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,128}$"
+PredictionId = Annotated[str, pydantic.StringConstraints(pattern=ID_PATTERN)]
 
 
 class Status(enum.StrEnum):
