@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,11 +132,10 @@ async def _run(
     workdir: Path,
     selected: list[str],
     args: argparse.Namespace,
-    log: object,
+    log: Callable[[str], None],
 ) -> int:
     """Run the selected scenarios, server after server within each repetition, so that
     both meet the same background load. Returns how many project cases failed."""
-    assert callable(log)
     receiver = WebhookReceiver()
     errors = 0
     async with trio.open_nursery() as nursery:

@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,11 +74,12 @@ class CogPeer:
         return self.venv / "bin" / "python"
 
 
-def ensure_cog_peer(*, reinstall: bool = False, log: object = print) -> tuple[CogPeer | None, str]:
+def ensure_cog_peer(
+    *, reinstall: bool = False, log: Callable[[str], None] = print
+) -> tuple[CogPeer | None, str]:
     """Make sure ``benchmarks/.peer-cog/venv`` has ``cog`` and ``coglet``; install them with
     pip if not. Returns the peer, or ``None`` and why not (the benchmark then measures
     the project alone and says so in its report)."""
-    assert callable(log)
     venv = PEER_DIR / "venv"
     python = venv / "bin" / "python"
     if reinstall and venv.exists():
