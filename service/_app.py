@@ -112,7 +112,8 @@ def create_app(
         transport=webhook_transport,
         timeout=httpx.Timeout(timeout, pool=max(timeout, 60.0)),
         limits=httpx.Limits(
-            max_connections=config.webhook_max_connections, max_keepalive_connections=64
+            max_connections=config.webhook_max_connections,
+            max_keepalive_connections=config.webhook_max_connections,
         ),
         follow_redirects=False,
     )

@@ -39,7 +39,7 @@ class Config:
     #: Timeout of one webhook request (connect, read, write and pool each).
     webhook_timeout: float = 10.0
     #: Most webhook connections open at once, over all predictions.
-    webhook_max_connections: int = 256
+    webhook_max_connections: int = 64
     #: ``Authorization: Bearer <token>`` on every webhook request when set.
     webhook_auth_token: str | None = field(default=None, repr=False)
     #: A Standard Webhooks key (``whsec_...``); requests are signed when set.

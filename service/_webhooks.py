@@ -92,9 +92,14 @@ def _retry_after(response: httpx.Response, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+#: A trace event of our own: the request got one of the sender's connection slots.
+_SLOT_TAKEN = "service.slot_taken"
+
+
 class _Wire(enum.Enum):
     """How far one request got, as the transport's ``trace`` extension reports it."""
 
+    QUEUED = "queued"  # waiting for one of the ``webhook_max_connections`` slots
     UNKNOWN = "unknown"  # waiting for a pooled connection, or a transport that does not trace
     CONNECTING = "connecting"  # TCP/TLS handshake: the receiver has seen none of the request
     SENT = "sent"  # the request's first byte may be out: it must be allowed to finish
@@ -114,6 +119,10 @@ class WebhookSender:
         self.wall_clock: Callable[[], float] = time.time
         #: Terminal requests given up after the retry budget or a final answer.
         self.terminal_failures = 0
+        #: At most this many requests are handed to the client at once; the rest wait
+        #: here, in FIFO order. httpcore's pool does work proportional to its waiting
+        #: requests for every request: 10,000 predictions queued there took minutes.
+        self._slots = trio.CapacityLimiter(config.webhook_max_connections)
         self._running = 0
         self._idle = trio.Event()
         self._idle.set()
@@ -203,16 +212,19 @@ class WebhookSender:
         retry). If the body is cut short, the connection is simply not reused.
         """
         extensions = {} if trace is None else {"trace": trace}
-        with trio.move_on_after(self.attempt_deadline):
-            async with self.client.stream(
-                "POST",
-                url,
-                content=body,
-                headers=self._headers(msg_id, body),
-                extensions=extensions,
-            ) as response:
-                await _skim(response)
-                return response
+        async with self._slots:
+            if trace is not None:
+                await trace(_SLOT_TAKEN, {})
+            with trio.move_on_after(self.attempt_deadline):
+                async with self.client.stream(
+                    "POST",
+                    url,
+                    content=body,
+                    headers=self._headers(msg_id, body),
+                    extensions=extensions,
+                ) as response:
+                    await _skim(response)
+                    return response
         raise httpx.TimeoutException(f"no answer within {self.attempt_deadline:g} s")
 
     async def _send_once(
@@ -248,17 +260,20 @@ class WebhookSender:
     ) -> bool:
         """An ``output``/``logs`` request that gives way to ``completed`` when it safely can.
 
-        If the model finishes while this request is still connecting (the receiver has
-        seen none of it), it is abandoned: ``completed`` carries everything it would have,
-        and need not wait for a connect timeout. Once its first byte may be on the wire it
-        is awaited: cancelling it then could let the receiver handle it after ``completed``.
+        If the model finishes while this request is still queued or connecting (the
+        receiver has seen none of it), it is abandoned: ``completed`` carries everything it
+        would have, and need not wait for a slot or a connect timeout. Once its first byte
+        may be on the wire it is awaited: cancelling it then could let the receiver handle
+        it after ``completed``.
         Where the transport does not say how far the request got, it is awaited too.
         """
-        wire = _Wire.UNKNOWN
+        wire = _Wire.QUEUED
 
         async def trace(event: str, info: dict[str, Any]) -> None:
             nonlocal wire
-            if event.startswith("connection.") and wire is _Wire.UNKNOWN:
+            if event == _SLOT_TAKEN:
+                wire = _Wire.UNKNOWN
+            elif event.startswith("connection.") and wire is _Wire.UNKNOWN:
                 wire = _Wire.CONNECTING
             elif event.endswith(".send_request_headers.started"):
                 # Abandoned just now? Then stop here, before a single byte is written.
@@ -270,7 +285,7 @@ class WebhookSender:
 
             async def abandon_if_unsent() -> None:
                 await signal.wait_finished()
-                if wire is _Wire.CONNECTING:
+                if wire in (_Wire.QUEUED, _Wire.CONNECTING):
                     log.debug("webhook for %s abandoned before sending", prediction_id)
                     nursery.cancel_scope.cancel()
 

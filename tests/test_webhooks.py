@@ -256,6 +256,32 @@ async def test_slow_receiver_never_slows_the_model_and_updates_coalesce(
     assert len(bodies) <= 1 + math.ceil(4 / 3) + 1
 
 
+async def test_connection_cap_holds_across_predictions_and_every_terminal_arrives(
+    autojump_clock: Any,
+) -> None:
+    """``webhook_max_connections`` bounds the requests in flight over all predictions;
+    the rest wait their turn (in order), and no prediction's terminal request is lost."""
+    transport = RecordingTransport(responder=slow(0.2))
+    async with running_app(
+        ticker, transport=transport, concurrency=12, webhook_max_connections=3
+    ) as (app, client):
+        async with trio.open_nursery() as nursery:
+            for i in range(12):
+                body = {"id": f"p{i}", "input": {"n": 5}, "webhook": HOOK}
+                nursery.start_soon(predict, client, body)
+        await settle(app)
+    assert transport.max_in_flight == 3
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for body in transport.bodies:
+        by_id.setdefault(body["id"], []).append(body)
+    assert sorted(by_id) == sorted(f"p{i}" for i in range(12))
+    for bodies in by_id.values():
+        assert bodies[0]["status"] == "starting"
+        assert_ordered(bodies)
+        assert_one_terminal_last(bodies)
+        assert bodies[-1]["output"] == list(range(5))
+
+
 async def test_requests_one_at_a_time_and_completed_waits_for_one_on_the_wire(
     autojump_clock: Any,
 ) -> None:
