@@ -19,6 +19,24 @@ from quart.typing import TestClientProtocol
 
 from service import Config, PredictionApp, create_app
 
+#: Every field of the prediction object (SPEC section 4), in every answer and webhook.
+PREDICTION_FIELDS = frozenset(
+    {
+        "id",
+        "status",
+        "input",
+        "output",
+        "logs",
+        "error",
+        "metrics",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "webhook",
+        "webhook_events_filter",
+    }
+)
+
 
 @asynccontextmanager
 async def running_app(

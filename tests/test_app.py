@@ -17,22 +17,8 @@ from service import Input
 from service._openapi import output_schema
 from service._schema import PredictionRequest
 
-from .conftest import RecordingTransport, running_app
+from .conftest import PREDICTION_FIELDS, RecordingTransport, running_app
 
-FIELDS = {
-    "id",
-    "status",
-    "input",
-    "output",
-    "logs",
-    "error",
-    "metrics",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "webhook",
-    "webhook_events_filter",
-}
 ASYNC = {"Prefer": "respond-async"}
 
 
@@ -219,7 +205,7 @@ async def test_openapi_is_3_1_with_the_predictors_input_schema() -> None:
     assert input_schema["properties"]["steps"]["description"] == "Steps"
     assert set(request["properties"]) >= {"id", "input", "webhook", "webhook_events_filter"}
     ok = create["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
-    assert set(resolve(doc, ok)["properties"]) == FIELDS
+    assert set(resolve(doc, ok)["properties"]) == PREDICTION_FIELDS
     assert {"200", "202", "400", "409", "413", "422", "503"} <= set(create["responses"])
     assert set(doc["paths"]) == {
         "/",
@@ -243,7 +229,7 @@ async def test_sync_post_answers_200_with_the_final_prediction() -> None:
         r = await client.post("/predictions", json={"input": {"text": "abc"}})
         assert r.status_code == 200
         body = await body_of(r)
-    assert set(body) == FIELDS
+    assert set(body) == PREDICTION_FIELDS
     assert len(body["id"]) == 26 and body["id"].isalnum()
     assert body["status"] == "succeeded"
     assert body["input"] == {"text": "abc"}
@@ -269,7 +255,7 @@ async def test_async_post_answers_202_then_moves_through_the_statuses() -> None:
         )
         assert r.status_code == 202
         accepted = await body_of(r)
-        assert set(accepted) == FIELDS
+        assert set(accepted) == PREDICTION_FIELDS
         assert accepted["status"] == "starting"
         assert accepted["id"] == "p1"
         assert accepted["input"] == {"text": "hi"}

@@ -40,24 +40,10 @@ from hypothesis import strategies as st
 from service import Config, Input
 from service._webhooks import WebhookSender, _retry_after
 
-from .conftest import RecordingTransport, real_server, running_app
+from .conftest import PREDICTION_FIELDS, RecordingTransport, real_server, running_app
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
 ID = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
-FIELDS = {
-    "id",
-    "status",
-    "input",
-    "output",
-    "logs",
-    "error",
-    "metrics",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "webhook",
-    "webhook_events_filter",
-}
 
 
 TAGS = Input(default=[], max_length=5)
@@ -285,7 +271,7 @@ class Fuzzer:
         if status >= 400:
             assert set(answer) == {"detail"} and answer["detail"], answer
         elif method != "GET":
-            assert set(answer) == FIELDS and ID.fullmatch(answer["id"]), answer
+            assert set(answer) == PREDICTION_FIELDS and ID.fullmatch(answer["id"]), answer
         return status, answer
 
 
