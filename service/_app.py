@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pydantic
 import trio
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
 from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -53,6 +54,31 @@ class PredictionApp(QuartTrio):
                 self.drained.set()
 
         self.nursery.start_soon(drain)
+
+    async def asgi_app(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        """Send the last chunk of each response shielded from cancellation.
+
+        Quart-Trio cancels a request's scope as soon as the response is complete, while
+        Hypercorn is still inside that send, restarting the connection's keep-alive idle
+        timer; the restart is cancelled, so an idle keep-alive connection is never closed:
+        not after ``keep_alive_timeout``, and not at shutdown, which then waits the whole
+        ``graceful_timeout`` for it. Hypercorn shields its socket writes anyway, so this
+        only lets its bookkeeping finish. (Here, not in the CLI, so that any server of
+        this app gets it.)"""
+        if scope["type"] != "http":
+            await super().asgi_app(scope, receive, send)
+            return
+
+        async def send_last_shielded(message: ASGISendEvent) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                with trio.CancelScope(shield=True):
+                    await send(message)
+            else:
+                await send(message)
+
+        await super().asgi_app(scope, receive, send_last_shielded)
 
     async def make_default_options_response(self) -> Response:
         """``OPTIONS``: an empty ``200`` with the ``Allow`` header, not an empty HTML page."""

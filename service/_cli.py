@@ -12,13 +12,6 @@ from contextlib import contextmanager
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
-from hypercorn.typing import (
-    ASGIFramework,
-    ASGIReceiveCallable,
-    ASGISendCallable,
-    ASGISendEvent,
-    Scope,
-)
 
 from ._app import PredictionApp, create_app
 from ._config import Config
@@ -104,35 +97,8 @@ async def serve_app(app: PredictionApp, config: Config) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(on_signals, signals)
-                await serve(_shield_final_send(app), hconfig, shutdown_trigger=app.drained.wait)
+                await serve(app, hconfig, shutdown_trigger=app.drained.wait)
                 nursery.cancel_scope.cancel()
-
-
-def _shield_final_send(app: PredictionApp) -> ASGIFramework:
-    """Send the last chunk of each response shielded from cancellation.
-
-    Quart-Trio cancels a request's scope as soon as the response is complete, while
-    Hypercorn is still inside that send, restarting the connection's keep-alive idle
-    timer; the restart is cancelled, so an idle keep-alive connection is never closed:
-    not after ``keep_alive_timeout``, and not at shutdown, which then waits the whole
-    ``graceful_timeout`` for it. Hypercorn shields its socket writes anyway, so this
-    only lets its bookkeeping finish."""
-
-    async def asgi(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-
-        async def send_last_shielded(message: ASGISendEvent) -> None:
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                with trio.CancelScope(shield=True):
-                    await send(message)
-            else:
-                await send(message)
-
-        await app(scope, receive, send_last_shielded)
-
-    return asgi
 
 
 @contextmanager

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
 
 from service import Config, PredictorLoadError, create_app
 
@@ -131,3 +135,36 @@ async def test_http_details_only_a_real_server_shows(demo_base: str) -> None:
             r = await http.post("/predictions", json={"input": {"prompt": f"w{i}", "delay": 0}})
             assert r.status_code == 200
             assert r.json()["output"] == [f"w{i}"]
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_its_timeout() -> None:
+    """Quart-Trio cancels a request's scope while Hypercorn restarts the connection's idle
+    timer; unshielded, the timer never runs, and an idle keep-alive connection is never
+    closed: not after keep_alive_timeout, and not at shutdown (which then waits for it)."""
+    app = create_app(Config())
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.errorlog = None
+    config.keep_alive_timeout = 0.3
+    async with trio.open_nursery() as nursery:
+        stop = trio.Event()
+        binds = await nursery.start(
+            partial(serve, app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        )
+        port = int(binds[0].rsplit(":", 1)[1])
+        await app.runner.setup_done.wait()
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(b"GET /health-check HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = b""
+            with trio.fail_after(5):
+                while b"READY" not in received:
+                    received += await stream.receive_some()
+                # Idle from here on: the server must close the connection by itself.
+                while chunk := await stream.receive_some():
+                    received += chunk
+            assert received.startswith(b"HTTP/1.1 200")
+        app.request_shutdown()
+        await app.drained.wait()
+        stop.set()
